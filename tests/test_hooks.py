@@ -943,6 +943,9 @@ def test_requests_past_the_broker_s_rate_are_refused_and_said_not_each_audited(
         assert answers[-1]["error"].startswith("too many requests: at most 20 a second after a burst of 300")
         now[0] += 1.0
         assert sum(broker.answer(far)["ok"] for _ in range(30)) == broker_module.REQUEST_RATE
+        # A hook waiting on a lead polls, and may withdraw its question: never refused (eight such waits were).
+        poll = json.dumps({"op": "escalation_status", "id": 1}).encode()
+        assert all("too many requests" not in str(broker.answer(poll).get("error")) for _ in range(100))
     finally:
         broker.close()
     entries = [e for e in ws.audit.entries() if e.subject == "agent-1"]

@@ -2104,23 +2104,28 @@ def test_a_running_agent_that_asked_a_person_waits_for_that_decision(manual: Wor
     assert next_step(manual, sb.get_sandbox(manual, "asks01")).line() == "agent running"
 
 
-def test_a_task_that_waited_is_not_started_where_its_runtime_has_no_credentials(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_task_that_waited_is_not_started_where_what_its_agent_was_to_be_given_is_missing(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A task queued `--after` another started in the environment of whoever's merge moved it on: an Aider with no
-    key or model fell into its sign-in flow, `running` for minutes, its model never asked."""
+    key or model fell into its sign-in flow, `running` for minutes, its model never asked. What its agent would
+    have been given as it was made (names only: a gateway's key named in the runtime's `env:` too) is asked."""
     import dataclasses
 
     from loomtui.workflow.engine import _refuse_a_start_without_credentials
 
-    for name in [n for n in os.environ if n.startswith(("OPENAI_", "ANTHROPIC_", "AIDER_", "CODEX_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no stored login either
-    launch = {"argv": ["aider", "--message", "t"]}
-    waited = SandboxRecord(id="w", task="t", runtime="aider", status="planned", created=0.0, updated=0.0,
-                           data={"after": ["x"], "launch": launch})
-    with pytest.raises(LoomError, match=r"not started here: runtime aider: .*OPENAI_API_KEY.*loomtui sandbox advance w"):
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text(
+        'version: 1\nruntimes:\n  gw:\n    argv: ["python3", "-c", "pass"]\n    env: [MY_GATEWAY_KEY]\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a runtime behind a gateway")
+    monkeypatch.setenv("MY_GATEWAY_KEY", "k")
+    workspace = open_workspace(repo)
+    made = tasks.create_sandbox(workspace, "t", "gw")
+    assert made.data["given_env"] == ["MY_GATEWAY_KEY"]
+    waited = dataclasses.replace(made, data={**made.data, "after": ["x"]})
+    _refuse_a_start_without_credentials(waited)  # set here too: it starts
+    monkeypatch.delenv("MY_GATEWAY_KEY")
+    with pytest.raises(LoomError, match=rf"not started here: runtime gw's agent was to be given MY_GATEWAY_KEY, .*"
+                                        rf"`loomtui sandbox advance {made.id}`"):
         _refuse_a_start_without_credentials(waited)
-    # Started as it was made (its creator's own shell, which `sandbox new` warns of), or with the key here: as before.
-    _refuse_a_start_without_credentials(dataclasses.replace(waited, data={"launch": launch}))
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    _refuse_a_start_without_credentials(waited)
+    _refuse_a_start_without_credentials(made)  # started as it was made (its creator's own shell): as before

@@ -504,6 +504,13 @@ def launch_credentials(launch: Any, env: Mapping[str, str]) -> CredentialStatus:
     return credential_status(str(argv[0]), env)
 
 
+def given_env_names(spec: LaunchSpec, source: Mapping[str, str]) -> list[str]:
+    """The names (never the values) of what an agent started from `source` is given beyond what every process
+    has: its vendor's variables and its runtime's `env:` (keys, endpoints, a model), set and not empty."""
+    return sorted(name for name in agent_environment(spec, source, {})
+                  if source.get(name) and name not in ENV_ALLOW_LIST and not name.startswith(ENV_ALLOW_PREFIXES))
+
+
 PERMISSION_PROMPT_ARGS: Final = ("--permission-prompt-tool", "mcp__loomtui__permission_prompt")
 
 

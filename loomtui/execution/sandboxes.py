@@ -64,6 +64,7 @@ from loomtui.execution.runtimes import (
     OUTPUT_TERMINAL,
     LaunchSpec,
     find_runtime,
+    given_env_names,
     prepare_launch,
     uses_placeholder,
 )
@@ -334,6 +335,8 @@ def _run_from_worktree(workspace: Workspace, launch: LaunchSpec, base: str, base
 
 
 REPO_ROOT_KEY: Final = "repo_root"
+GIVEN_ENV_KEY: Final = "given_env"
+"""The names of the variables its agent would have been given, started as it was made (`given_env_names`)."""
 """The repository's own checkout the sandbox was stated from: where loomtui run in its worktree acts from (git
 cannot say it of a clone whose git dir is kept apart)."""
 
@@ -379,7 +382,10 @@ def plan_sandbox(
         base_ref=base, branch=BRANCH_PREFIX + sandbox_id, worktree=str(paths.worktree), isolation=isolation,
         host=current_host(),
         data={"base_sha": base_sha, "target": target, "launch": launch.to_data(), "claims": list(claims),
-              "created_by": workspace.actor, REPO_ROOT_KEY: str(workspace.root), **(data or {})},
+              "created_by": workspace.actor, REPO_ROOT_KEY: str(workspace.root),
+              # What its agent would be given, started now: a task that waits starts where another's step moves
+              # it on, and is not started where these are missing (see workflow.engine).
+              GIVEN_ENV_KEY: given_env_names(launch, os.environ), **(data or {})},
     ))
     workspace.record("sandbox.planned", sandbox_id, {
         "runtime": runtime, "base": base, "base_sha": base_sha, "target": target,

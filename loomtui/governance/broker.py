@@ -73,6 +73,9 @@ REQUEST_RATE: Final = 20.0
 one entry a minute. Most are audited: one agent's requests wrote 35 MB a second into the store and the
 hash-chained log (125 GB an hour), which no limit of the agent's own covers (the supervisor writes them)."""
 REFUSED_SAID_S: Final = 60.0
+UNCHARGED: Final = frozenset({"escalation_status", "request_status", "withdraw_permission_request", "give_up"})
+"""Requests no budget holds back: an agent's hooks waiting on a lead poll four times a second each (eight such
+waits refused their polls), and a question withdrawn must never be refused. None of them writes an entry."""
 
 
 class RequestBudget:
@@ -285,19 +288,20 @@ class Broker:
         """One request line in, one answer out; never raises."""
         if len(line) > SMALL_REQUEST_BYTES and _values_in(line) > MAX_REQUEST_VALUES:
             return {"ok": False, "error": f"a request holds at most {MAX_REQUEST_VALUES:,} values"}
-        with self._budget_lock:
-            admitted, to_say = self.budget.admit(), self.budget.to_say()
-        if to_say:
-            with contextlib.suppress(Exception):  # the store down a moment: said at the next minute instead
-                self._worker.submit(self.gate.workspace.record, "broker.requests_refused", self.gate.sandbox_id,
-                                    {"refused": to_say, "rate": REQUEST_RATE, "burst": REQUEST_BURST}).result()
-        if not admitted:
-            return {"ok": False, "error": f"too many requests: at most {REQUEST_RATE:g} a second after a burst of "
-                                          f"{REQUEST_BURST}; slow down (each is audited)"}
         try:
             request = json.loads(line)
         except (ValueError, RecursionError):  # not JSON, a number of 5,000 digits, `[` nested 100,000 deep
             return {"ok": False, "error": "a request is one line of JSON"}
+        if not (isinstance(request, dict) and request.get("op") in UNCHARGED):
+            with self._budget_lock:
+                admitted, to_say = self.budget.admit(), self.budget.to_say()
+            if to_say:
+                with contextlib.suppress(Exception):  # the store down a moment: said at the next minute instead
+                    self._worker.submit(self.gate.workspace.record, "broker.requests_refused", self.gate.sandbox_id,
+                                        {"refused": to_say, "rate": REQUEST_RATE, "burst": REQUEST_BURST}).result()
+            if not admitted:
+                return {"ok": False, "error": f"too many requests: at most {REQUEST_RATE:g} a second after a burst "
+                                              f"of {REQUEST_BURST}; slow down (each is audited)"}
         try:
             answer = self._worker.submit(dispatch, self.gate, request).result()
             if waits is not None:

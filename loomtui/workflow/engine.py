@@ -489,17 +489,17 @@ def wait_until_settled(workspace: Workspace, sandbox_id: str, *, timeout: float 
 
 def _refuse_a_start_without_credentials(record: SandboxRecord) -> None:
     """A task that waited (on tasks to merge, on claims) starts in the environment of whatever moves it on: a
-    person's merge in another shell, the app, another sandbox's supervisor. Without its runtime's credentials
-    there its agent ran with none (Aider fell into a sign-in flow, `running` for minutes): not started, said."""
+    person's merge in another shell, the app, another sandbox's supervisor. Where what its agent would have been
+    given as it was made (its key, endpoint, model: names recorded, never values) is missing, its agent ran with
+    none (Aider fell into a sign-in flow, `running` for minutes): not started, said."""
     if not (record.data.get(AFTER_KEY) or record.data.get(CLAIMS_WAITED_KEY)):
         return  # started as it was made, by its creator
-    from loomtui.execution.runtimes import launch_credentials
-
-    status = launch_credentials(record.data.get("launch"), os.environ)
-    if not status.ok:
-        raise LoomError(f"not started here: runtime {record.runtime}: {status.summary()} in the environment of the "
-                        f"process that would start it (it waited, and another's step moved it on); start it from a "
-                        f"shell that has them, `loomtui sandbox advance {record.id}`")
+    missing = [name for name in record.data.get(sandboxes.GIVEN_ENV_KEY) or () if not os.environ.get(str(name))]
+    if missing:
+        raise LoomError(f"not started here: runtime {record.runtime}'s agent was to be given {', '.join(missing)}, "
+                        "set where the task was made, not in the environment of the process that would start it "
+                        f"(it waited, and another's step moved it on); start it from a shell that has them, "
+                        f"`loomtui sandbox advance {record.id}`")
 
 
 def start_agent(workspace: Workspace, record: SandboxRecord) -> SandboxRecord:
