@@ -635,6 +635,7 @@ def test_added_and_removed_regions() -> None:
     ('def f():\n    return """a  \nb"""\n', 'def f():\n    return """a\nb"""\n', "m.py::f"),  # a trailing space
     ("class C:\n    def a(self):\n        pass\n\n    def b(self):\n        pass\n",
      "class C:\n    def b(self):\n        pass\n\n    def a(self):\n        pass\n", "m.py::C"),  # methods swapped
+    ("def f():\n    return 1\n", "def f():\r\n    return 1\r\n", "m.py"),  # line endings alone: every line
 ])
 def test_code_that_changed_is_always_some_region_s_change(old: str, new: str, changed: str) -> None:
     assert [(c.region_id, c.change) for c in changed_regions(old, new, "m.py")] == [(changed, "modified")]

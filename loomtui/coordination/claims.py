@@ -340,7 +340,8 @@ class Coordinator:
         found_claims = {c.id: c for c in find(self._candidates(covering, near))}
         # And what is nested in them by name alone: a function another sandbox added on its branch is in no index
         # here, so a claim on its file (or class) was granted over it (the review then flagged the holder's change).
-        found_claims.update((c.id, c) for c in self.store.live_claims_under(list(region_ids)))
+        if lookup is None:  # the whole picture (`conflicts`) finds such a pair from the nested claim's side
+            found_claims.update((c.id, c) for c in self.store.live_claims_under(list(region_ids)))
         others = [c for c in found_claims.values() if c.sandbox_id != sandbox_id]
         changed = set(signature_changed)
         near_by_file: dict[str, list[str]] = {}

@@ -326,7 +326,9 @@ def changed_regions(old_src: str, new_src: str, path: str, budget: ParseBudget |
 
 
 def _written(source: str) -> list[str]:
-    return [line for line in source.splitlines() if line.strip()]
+    """Its lines but blank ones, as written, their endings too (a file turned to CRLF changes every line, and met
+    another's change to it at merge)."""
+    return [line for line in source.splitlines(keepends=True) if line.strip()]
 
 
 def _reordered(old: list[_Scanned], new: list[_Scanned]) -> list[_Scanned]:

@@ -396,12 +396,15 @@ class SqlStore(EvalRows, MetricRows):
         """Live claims holding a region nested in any of these (a function of a claimed file or class), found by
         name: one added on another sandbox's branch is in no index here, and a claim on its file was granted."""
         found: dict[int, ClaimRecord] = {}
-        for region_id in region_ids:
-            prefix = region_id + ("." if "::" in region_id else "::")
-            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            hits = (f"(SELECT DISTINCT claim_id FROM claim_regions WHERE {self._in_byte_range('region_id')}) AS hit "
+        for start in range(0, len(region_ids), CHUNK // 2):
+            bounds: list[str] = []
+            for region_id in region_ids[start:start + CHUNK // 2]:
+                prefix = region_id + ("." if "::" in region_id else "::")
+                bounds += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+            ranges = " OR ".join(f"({self._in_byte_range('region_id')})" for _ in range(len(bounds) // 2))
+            hits = (f"(SELECT DISTINCT claim_id FROM claim_regions WHERE {ranges}) AS hit "
                     "JOIN claims c ON c.id = hit.claim_id")
-            for claim in self._claims("c.released IS NULL", [prefix, upper], hits):
+            for claim in self._claims("c.released IS NULL", bounds, hits):
                 found[claim.id] = claim
         return sorted(found.values(), key=lambda c: c.id)
 
