@@ -2109,6 +2109,20 @@ def test_an_agent_that_fills_its_disk_with_fallocate_is_blamed_as_one_that_write
     assert "the disk holding its worktree" in str(done.data.get("error")), done.data
 
 
+def test_what_an_agent_s_files_hold_counts_a_file_of_many_names_once(tmp_path: Path) -> None:
+    """Four hard links to a 10 MiB file made since the agent started were charged as 50 MiB written."""
+    import os
+
+    from loomtui.execution.disk_room import allocated_since
+
+    (tmp_path / "big").write_bytes(b"x" * (10 << 20))
+    since = (tmp_path / "big").stat().st_ctime
+    for number in range(4):
+        os.link(tmp_path / "big", tmp_path / f"name{number}")
+    assert allocated_since([tmp_path], since) == (tmp_path / "big").stat().st_blocks * 512
+    assert allocated_since([tmp_path], since + 3600) == 0  # nothing changed since then
+
+
 def test_an_agent_that_fills_its_worktree_s_disk_is_stopped_before_it_is_full(
         ws: Workspace, repo: Path, bin_dir: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worktree is on the person's disk, uncapped: an agent writing without end filled it, the store's

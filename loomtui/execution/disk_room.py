@@ -82,9 +82,11 @@ ALLOCATED_WALK_MOST: Final = 200_000
 def allocated_since(roots: Iterable[Path], since: float, most: int = ALLOCATED_WALK_MOST) -> int:
     """The disk space held by files under `roots` changed since `since` (their ctime, which no one can set back),
     on each root's own disk. What `fallocate` or writes through `mmap` take, which no count of writes sees (an
-    agent filled its disk that way, unblamed). A whole file counts, however little of it changed."""
+    agent filled its disk that way, unblamed). A whole file counts, however little of it changed (one renamed
+    counts too: its ctime moves), each once however many names it has."""
     total = 0
     seen = 0
+    counted: set[tuple[int, int]] = set()  # a file of many names (hard links) holds its blocks once
     for root in roots:
         try:
             device = os.stat(root, follow_symlinks=False).st_dev
@@ -106,7 +108,9 @@ def allocated_since(roots: Iterable[Path], since: float, most: int = ALLOCATED_W
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     folders.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False) and info.st_ctime >= since:
+                elif entry.is_file(follow_symlinks=False) and info.st_ctime >= since and \
+                        (info.st_dev, info.st_ino) not in counted:
+                    counted.add((info.st_dev, info.st_ino))
                     total += info.st_blocks * 512
     return total
 
