@@ -50,12 +50,12 @@ def write_atomically(path: Path, content: str | bytes, mode: int = 0o644, *, dur
 
 
 @contextlib.contextmanager
-def open_regular(path: Path | str, inside: str | None = None) -> Iterator[BinaryIO]:
-    """`path` opened for reading only when it is a regular file: never through a symlink at its end, never a
-    FIFO (which blocks), and, given `inside` (a real directory), never one reached through a linked folder out
-    of it. Else OSError. What is read is what was checked: an agent swapping a link or a FIFO in between a
-    `lstat` and an `open` had loomtui read a file hidden from it, or hang for good."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+def open_regular(path: Path | str, inside: str | None = None, *, follow: bool = False) -> Iterator[BinaryIO]:
+    """`path` opened for reading only when it is a regular file: never through a symlink at its end (unless
+    `follow`), never a FIFO (which blocks), and, given `inside` (a real directory), never one reached through a
+    linked folder out of it. Else OSError. What is read is what was checked: an agent swapping a link or a FIFO
+    in between a `lstat` and an `open` had loomtui read a file hidden from it, or hang for good."""
+    fd = os.open(path, os.O_RDONLY | (0 if follow else os.O_NOFOLLOW) | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file")

@@ -11,16 +11,18 @@ left out), and the options that rename what is written (`--strip-components`, `-
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import errno
 import io
 import os
 import re
-import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Final, cast
+from typing import IO, BinaryIO, Final, cast
 
+from loomtui.files import open_regular
 from loomtui.governance.hooks.edits import MAX_TARGETS, CommandNotRead
 
 __all__ = ["READ_BUDGET", "git_apply_writes", "patch_writes", "read_budget", "tar_writes", "unzip_writes"]
@@ -54,18 +56,20 @@ def _spend(count: int, what: str) -> None:
                              f"({READ_BUDGET >> 20} MiB, at {what})")
 
 
-def _open_regular(path: Path, named: str) -> IO[bytes]:
+@contextlib.contextmanager
+def _open_regular(path: Path, named: str) -> Iterator[BinaryIO]:
     """`path` opened for reading when it is a regular file (a FIFO named as the patch held the hook, and with it
-    the broker's only worker, for good: opened without waiting, refused); CommandNotRead otherwise."""
+    the broker's only worker, for good: opened without waiting, refused); CommandNotRead otherwise. A link is
+    followed, as the command reading it does."""
+    stack = contextlib.ExitStack()
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        handle = stack.enter_context(open_regular(path, follow=True))
     except OSError as exc:
-        raise CommandNotRead(f"it reads {named!r}, which loomtui cannot read before it runs "
-                             f"({exc.strerror or exc}): {_HOW_ON}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise CommandNotRead(f"it reads {named!r}, which is no regular file: {_HOW_ON}")
-    return os.fdopen(fd, "rb")
+        why = "which is no regular file" if exc.errno == errno.EINVAL else \
+            f"which loomtui cannot read before it runs ({exc.strerror or exc})"
+        raise CommandNotRead(f"it reads {named!r}, {why}: {_HOW_ON}") from None
+    with stack:
+        yield handle
 
 
 # -- git apply, patch --------------------------------------------------------------------
