@@ -2129,3 +2129,22 @@ def test_a_task_that_waited_is_not_started_where_what_its_agent_was_to_be_given_
                                         rf"`loomtui sandbox advance {made.id}`"):
         _refuse_a_start_without_credentials(waited)
     _refuse_a_start_without_credentials(made)  # started as it was made (its creator's own shell): as before
+
+
+def test_a_commit_since_its_review_has_the_change_reviewed_again_not_stuck(manual: Workspace) -> None:
+    """A lead's fix committed in the worktree of a change awaiting a decision: every decision was refused as judged
+    on another diff, `R` said "nothing to retry", and nothing reviewed it again (the app read "press 3" for good)."""
+    sandbox_id = run_task(manual, "post", "ledger.py", "return amount", "return amount * 1")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+    record = sb.get_sandbox(manual, sandbox_id)
+    first = int(record.data["review_escalation"])
+    worktree = Path(str(record.worktree))
+    (worktree / "ledger.py").write_text((worktree / "ledger.py").read_text().replace("* 1", "* 2"))
+    git(worktree, "commit", "-qam", "a lead's fix")
+    view = next_step(manual, sb.get_sandbox(manual, sandbox_id))
+    assert (view.step, view.waits_on) == (Step.REVIEW, "new commits since its review")
+    advance(manual, sandbox_id)
+    again = sb.get_sandbox(manual, sandbox_id)
+    assert again.status == "awaiting_review" and int(again.data["review_escalation"]) != first
+    assert manual.store.get_escalation(first).status == "superseded"
+    assert next_step(manual, again).step == Step.WAIT_DECISION

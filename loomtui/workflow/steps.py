@@ -473,6 +473,12 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
         escalation = record.data.get(REVIEW_ESCALATION_KEY)
         found = _escalation(workspace, escalation, known)
         state = EscalationStatus(found.status) if found is not None else None
+        judged = str(found.data.get("commit") or "") if found is not None else ""
+        if found is not None and state == EscalationStatus.OPEN and judged and record.branch and \
+                Git(workspace.root).resolve_commit(record.branch) not in (None, judged):
+            # A commit in its worktree since (a lead's fix, a resolved conflict): every decision was refused as
+            # judged on another diff, and nothing reviewed it again (the app read "press 3" for good).
+            return StepView(Step.REVIEW, "new commits since its review")
         if found is not None and state == EscalationStatus.OPEN:
             how = _how_it_ended(record)  # its change may be half done: said before anyone decides
             return StepView(Step.WAIT_DECISION, f"a decision on escalation #{escalation}"
