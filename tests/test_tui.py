@@ -427,6 +427,16 @@ async def test_slash_in_a_view_without_a_filter_says_so_and_where_there_is_one_i
         await pilot.press("slash")
         await pilot.pause()
         assert type(app.focused).__name__ == "Input"  # the sandboxes' own filter box
+        # Enter in a view's filter goes to what it filters, in every view that has one (the Context view's kept
+        # the focus in its box: the arrows did nothing there, and keys went into it).
+        for view in ("1", "3", "5", "6"):
+            await pilot.press(view)
+            await pilot.pause()
+            await pilot.press("slash", "x", "enter")
+            await pilot.pause()
+            assert type(app.focused).__name__ != "Input", (view, app.focused)
+            await pilot.press("escape")
+            await pilot.pause()
 
 
 async def test_slash_on_a_dialog_without_a_filter_does_nothing_and_breaks_nothing(repo: Path) -> None:

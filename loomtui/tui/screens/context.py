@@ -174,6 +174,11 @@ class ContextScreen(LoomScreen[None]):
     def _filter_changed(self, event: Input.Changed) -> None:
         self._fill(event.value)
 
+    @on(Input.Submitted, "#context-filter")
+    def _filter_submitted(self) -> None:
+        # To the sections, as the other views' filters do: the arrows stayed in the box, and keys typed went into it.
+        self.query_one("#sections", DataTable).focus()
+
     def action_back(self) -> None:
         if not self.close_filter("#context-filter"):
             self.back_out()
