@@ -838,6 +838,10 @@ def test_a_change_of_many_regions_is_held_by_one_claim_not_a_claim_each(coordina
     assert held.reason == f"{COMMIT_CLAIM_REASON} gen/m0.py and {len(many) - 1} more"
     with pytest.raises(ClaimRefused):
         coordinator.claim("b", "gen/m3.py", new_file=True)
+    # Many regions of one file: "21 regions in 1 files", "... gen/one.py and 0 more".
+    one = [f"gen/one.py::f{n}" for n in range(MAX_HELD_BY_NAME + 1)]
+    [held] = coordinator.hold_changed("c", one, COMMIT_CLAIM_REASON)
+    assert (held.target, held.reason) == (f"{len(one)} regions in 1 file", f"{COMMIT_CLAIM_REASON} gen/one.py")
 
 
 _IMPORTS_UNDER_THE_LOCK = """

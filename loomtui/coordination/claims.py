@@ -28,7 +28,7 @@ from loomtui.config import MAX_LEASE_SECONDS, CoordinationConfig
 from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
 from loomtui.coordination.regions import ancestors, named_once, overlaps, split_id
 from loomtui.coordination.targets import TargetResolver
-from loomtui.errors import LoomError, blank, shown
+from loomtui.errors import LoomError, blank, plural, shown
 from loomtui.gitcmd import Git
 from loomtui.store import ENDED_STATUSES, ClaimRecord, SandboxRecord, Store
 from loomtui.workspace import Workspace
@@ -622,9 +622,10 @@ class Coordinator:
                 return [self.claim_regions(sandbox_id, rid, [rid], reason=f"{reason} {split_id(rid)[0]}").claim
                         for rid in needed]
             files = sorted({split_id(rid)[0] for rid in needed})
-            target = f"{len(needed)} regions in {len(files)} files"
-            return [self.claim_regions(sandbox_id, target, needed,
-                                       reason=f"{reason} {files[0]} and {len(files) - 1} more").claim]
+            # "21 regions in 1 files", "claimed by commit of gen.py and 0 more": said as counted.
+            target = f"{len(needed)} regions in {plural(len(files), 'file')}"
+            more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+            return [self.claim_regions(sandbox_id, target, needed, reason=f"{reason} {files[0]}{more}").claim]
 
     def check_edit(self, sandbox_id: str, path: str, lines: tuple[int, int] | None = None, *,
                    reason: str | None = None) -> EditDecision:
