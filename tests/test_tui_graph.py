@@ -221,6 +221,25 @@ async def test_a_claim_on_a_region_the_code_no_longer_has_says_so_in_the_tree(bi
         assert not any("gone" in label for label in regions if "round_minor_units" in label)
 
 
+async def test_a_claim_of_many_regions_is_closed_and_its_regions_in_number_order(billing: Path) -> None:
+    """A generated file's commit claimed 200 regions: opened whole, row by row in text order (f0, f1, f10, f100),
+    it pushed the claims in conflict 200 rows down."""
+    import time
+
+    workspace = open_workspace(billing)
+    regions = [f"payments/gen.py::f{n}" for n in range(25)]
+    workspace.store.add_claim("gen", "25 regions in 1 file", "exclusive", "claimed by commit of payments/gen.py",
+                              time.time() + 3600, regions)
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = (await open_claims(pilot, app, rows=0)).query_one("#claims-tree", Tree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 3)
+        [big] = [claim for sandbox in tree.root.children for claim in sandbox.children if "25 regions" in
+                 str(claim.label)]
+        assert not big.is_expanded
+        assert [str(region.label).split()[0] for region in big.children][:4] == ["f0", "f1", "f2", "f3"]
+
+
 # -- the drawn graph (`g`), its filter (`f`) and zoom (`z`) ------------------------------------------
 
 

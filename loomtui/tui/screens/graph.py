@@ -7,7 +7,9 @@ conflict selected in the table; `esc` backs out of the zoom, then the filter, th
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from typing import Final
 
 from rich.text import Text
 from textual import events, on
@@ -41,6 +43,14 @@ TREE_TITLE = "Claims and their neighbourhood"
 TREE_OPEN_CLAIMS = 60
 """Claims up to which every sandbox's node starts open in the tree; past it each opens on `enter`."""
 DRAWN_TITLE = "Claims graph"
+
+
+MAX_OPENED_REGIONS: Final = 20
+
+
+def _natural(text: str) -> list[tuple[int, str]]:
+    """Sort key reading runs of digits as numbers: `f2` before `f10`."""
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", text)]
 
 
 def _short_region(region_id: str) -> str:
@@ -306,9 +316,11 @@ class GraphScreen(LoomScreen[None]):
                 else (target, "")
             label = Text.assemble(f"#{claim.id} {claim.mode} ", (short, colours[sandbox]),
                                   (f"  {file}" if file else "", "dim"))
-            claim_node = node.add(label, expand=True)
+            # A claim of many regions (a generated file's commit) opened whole pushed the others' claims, and their
+            # conflicts, 200 rows down: opened on ⏎, its regions in their numbers' order (f2 before f10).
+            claim_node = node.add(label, expand=len(claim.region_ids) <= MAX_OPENED_REGIONS)
             gone = set(picture.gone.get(claim.id, ()))
-            for region_id in claim.region_ids:
+            for region_id in sorted(claim.region_ids, key=_natural):
                 path = escape_controls(region_id.partition("::")[0])
                 region_label = Text.assemble(_short_region(region_id), (f"  {path}" if "::" in region_id else "",
                                                                         "dim"))
