@@ -1784,6 +1784,24 @@ def test_without_isolation_the_sandbox_says_so(ws: Workspace, tmp_path: Path) ->
 
 
 @needs_tmux
+def test_an_interactive_agent_killed_past_its_stop_s_grace_is_stopped_not_failed(
+        ws: Workspace, repo: Path, bin_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One that ignores SIGTERM (`bash -i`, a busy TUI) was killed with its session at the grace's end and recorded
+    `failed`, "the tmux session ended without an exit status (killed?)", counted among the agents that failed."""
+    sockets = tmp_path / "tmux"
+    sockets.mkdir()
+    monkeypatch.setenv("TMUX_TMPDIR", str(sockets))
+    monkeypatch.delenv("TMUX", raising=False)
+    stand_in(bin_dir, "stubborn", 'import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n'
+                                  'print("busy", flush=True)\ntime.sleep(120)\n')
+    write_config(repo, 'stubborn:\n  argv: ["stubborn"]\n  mode: interactive\n')
+    record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "ignore the stop", "stubborn").id).id)
+    agent_control.stop(ws, record.id, grace=1)
+    done = ended(ws, record.id)
+    assert done.status == "exited" and not done.data.get("error"), (done.status, done.data.get("error"))
+
+
+@needs_tmux
 def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, bin_dir: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     sockets = tmp_path / "tmux"

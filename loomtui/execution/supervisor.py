@@ -152,6 +152,7 @@ class Supervisor:
         self.claims_kept = time.monotonic()  # when the agent's claims were last renewed (`_keep_claims`)
         self.lease_seconds: float | None = None  # coordination.lease_seconds, read at the first beat
         self.disk_spared = False  # left running on a short disk that another agent fills (said once)
+        self.pane_lost = False  # an interactive agent's session ended without its exit status (killed)
         self.agent_started = 0.0  # the agent's start (wall clock): files changed since are its own (`_agent_written`)
         self.allocated: tuple[float, int] = (0.0, 0)  # when its files were last measured, and what they hold
         self.agent_pid = 0
@@ -381,7 +382,7 @@ class Supervisor:
         pane.close()
         status = pane.exit_status()
         if status is None:
-            self.log_error = self.log_error or "the tmux session ended without an exit status (killed?)"
+            self.pane_lost = True  # killed: by a stop someone asked for (an exited agent), or by no one (a failure)
             return None, None
         return status
 
@@ -558,6 +559,13 @@ class Supervisor:
             self.workspace.record("sandbox.context_edited", self.record.id, {"files": edited})
         current = _patiently("read the sandbox", lambda: self.workspace.store.get_sandbox(self.record.id))
         stop_requested = bool(current and current.data.get("stop_requested"))
+        if self.pane_lost:
+            # An interactive agent still running past its stop's grace is killed with its session: a stop someone
+            # asked for, `exited` and said as theirs (it read `failed`, "the agent did not finish ... (killed?)").
+            if stop_requested:
+                signame = signame or "SIGKILL"
+            else:
+                self.log_error = self.log_error or "the tmux session ended without an exit status (killed?)"
         error = error or self.log_error or self.fault_error
         if not error and save_error:  # its work is still in the worktree, but no review can see it
             error = f"the work it left uncommitted could not be saved to {self.record.branch}: {save_error}"
