@@ -417,11 +417,16 @@ def test_a_case_no_check_foresaw_is_one_line_naming_it_as_a_bug_and_debug_shows_
         raise KeyError("a key nobody expected")
 
     monkeypatch.setattr(state, "cmd_status", broken)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(repo.parent / "cache"))
     for asked in ((), ("--json",)):
         done = run_cli(repo, "status", *asked)
         assert done.returncode == 70 and "Traceback" not in done.stderr  # not 1: a check's verdict
-        assert done.stderr == ("loomtui: internal error: KeyError: 'a key nobody expected' (a bug in loomtui: "
-                               "LOOMTUI_DEBUG=1 shows where)\n")
+        said, _, kept = done.stderr.partition("; its traceback is kept in ")
+        assert said == ("loomtui: internal error: KeyError: 'a key nobody expected' (a bug in loomtui: "
+                        "LOOMTUI_DEBUG=1 shows where")
+        # Kept for the next look (a crash of the app met once was never found again): where it says, the whole.
+        assert kept.startswith(str(repo.parent / "cache" / "loomtui" / "crashes")) and kept.endswith(".txt)\n")
+        assert "in broken" in Path(kept.removesuffix(")\n")).read_text()
         assert (json.loads(done.stdout) if asked else done.stdout) == (
             {"error": "internal error: KeyError: 'a key nobody expected'"} if asked else "")
     monkeypatch.setenv("LOOMTUI_DEBUG", "1")

@@ -672,7 +672,9 @@ def _run(argv: Sequence[str] | None) -> int:
         if os.environ.get(DEBUG_ENV):
             raise
         said = f"internal error: {type(exc).__name__}: {abridged(str(exc), 300) or 'no message'}"
-        print(f"loomtui: {said} (a bug in loomtui: {DEBUG_ENV}=1 shows where)", file=sys.stderr)
+        kept = _keep_traceback(exc)  # a crash met once (the app's, after a theme change) could not be found again
+        print(f"loomtui: {said} (a bug in loomtui: {DEBUG_ENV}=1 shows where"
+              + (f"; its traceback is kept in {kept}" if kept else "") + ")", file=sys.stderr)
         if _ASKED_FOR_JSON.get():
             _print_json_error(said)
         # Not 1, a check's verdict: `loomtui gate` crashing read "needs approval" to CI, not "could not judge".
@@ -705,6 +707,32 @@ def _let_the_output_go() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+MAX_KEPT_CRASHES: Final = 20
+
+
+def _keep_traceback(exc: BaseException) -> str:
+    """Write an internal error's traceback (no arguments, no environment: a task's text stays out) to a file of its
+    own in the user's cache, the oldest past MAX_KEPT_CRASHES removed; its path, or "" where it could not be."""
+    import secrets
+    import time
+    import traceback
+    from pathlib import Path
+
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    folder = (Path(cache) if cache and Path(cache).is_absolute() else Path.home() / ".cache") / "loomtui" / "crashes"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}.txt"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as out:
+            out.write("".join(traceback.format_exception(exc)))
+        for old in sorted(folder.glob("*.txt"))[:-MAX_KEPT_CRASHES]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return ""
+    return str(path)
 
 
 def _print_json_error(said: str) -> None:
