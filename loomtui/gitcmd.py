@@ -319,7 +319,10 @@ class Git:
             texts[i] = done.out.decode("utf-8", "replace") if done.status == 0 else ""
         for start in range(0, len(batched), chunk):
             part = batched[start : start + chunk]
-            out = self.feed("cat-file", "--batch", data="".join(f"{name}\n" for _, name in part).encode())
+            # A path git gave that is no UTF-8 (`bad\xff.py` on a sandbox's branch) goes back as its bytes: it made
+            # `conflicts`, `eval` and `policy explain` an internal error while that sandbox lived.
+            out = self.feed("cat-file", "--batch",
+                            data="".join(f"{name}\n" for _, name in part).encode("utf-8", "surrogateescape"))
             at = 0
             for i, _name in part:
                 end = out.index(b"\n", at)

@@ -81,6 +81,29 @@ def test_nested_regions_overlap_both_ways(coordinator: Coordinator) -> None:
         coordinator.claim("b", "payments/refunds.py")
 
 
+def test_a_line_range_of_a_file_swapped_for_a_fifo_is_an_error_not_a_hang(coordinator: Coordinator) -> None:
+    """The broker resolves an edit's lines after the index looked at the file: a FIFO an agent swapped in then hung
+    its reader, and with it every later hook and the agent's end, for good."""
+    import os
+    import threading
+
+    refunds = coordinator.index.root / "payments" / "refunds.py"
+    refunds.unlink()
+    os.mkfifo(refunds)
+    answers: list[object] = []
+
+    def resolve() -> None:
+        try:
+            answers.append(coordinator.resolve("payments/refunds.py:1-3"))
+        except Exception as exc:  # noqa: BLE001 - what it said, whatever it was
+            answers.append(exc)
+
+    reading = threading.Thread(target=resolve, daemon=True)
+    reading.start()
+    reading.join(20)
+    assert not reading.is_alive() and answers, answers
+
+
 def test_a_claim_over_a_region_another_sandbox_added_on_its_branch_is_refused(coordinator: Coordinator) -> None:
     """A function that exists only on a sandbox's branch (claimed by its commit) is in no index here: a claim on
     its file, or its class, was granted over it, and `conflicts` then said the two overlap."""

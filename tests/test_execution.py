@@ -2139,6 +2139,12 @@ def test_what_an_agent_s_files_hold_counts_a_file_of_many_names_once(tmp_path: P
         os.link(tmp_path / "big", tmp_path / f"name{number}")
     assert allocated_since([tmp_path], since) == (tmp_path / "big").stat().st_blocks * 512
     assert allocated_since([tmp_path], since + 3600) == 0  # nothing changed since then
+    # Bounded within one folder too (a million files in one were read at once: 1 GB of the supervisor's memory).
+    many = tmp_path / "many"
+    many.mkdir()
+    for number in range(50):
+        (many / str(number)).write_bytes(b"x" * 4096)
+    assert allocated_since([many], since, most=10) <= 10 * 4096 * 2
 
 
 def test_an_agent_that_fills_its_worktree_s_disk_is_stopped_before_it_is_full(

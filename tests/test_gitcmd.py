@@ -166,3 +166,16 @@ def test_blobs_are_read_in_batches_each_as_its_name_asks(repo: Path, monkeypatch
     assert len(runs) == 4 + 1  # eleven names in batches of three, the newline's alone
     assert Git(repo).blobs_present(["HEAD:sub", "HEAD:f0.txt", "HEAD:missing blob", "HEAD:odd\nname.txt"]) == [
         False, True, False, True]
+
+
+def test_blob_texts_reads_a_path_that_is_no_utf8(tmp_path: Path) -> None:
+    """`bad\\xff.py` on a sandbox's branch made `conflicts`, `eval` and `policy explain` an internal error (its name,
+    as git gave it, was encoded as strict UTF-8 to ask for it back)."""
+    import os
+
+    git_cmd = Git(tmp_path)
+    git_cmd.run("init", "-q", "-b", "main")
+    (tmp_path / os.fsdecode(b"bad\xff.py")).write_text("x = 1\n")
+    git_cmd.run("add", "-A")
+    git_cmd.run("-c", "user.name=a", "-c", "user.email=a@b.c", "commit", "-q", "-m", "odd")
+    assert git_cmd.blob_texts([f"HEAD:{os.fsdecode(b'bad' + bytes([255]) + b'.py')}"]) == ["x = 1\n"]

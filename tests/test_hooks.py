@@ -946,11 +946,13 @@ def test_requests_past_the_broker_s_rate_are_refused_and_said_not_each_audited(
         # A hook waiting on a lead polls, and may withdraw its question: never refused (eight such waits were).
         poll = json.dumps({"op": "escalation_status", "id": 1}).encode()
         assert all("too many requests" not in str(broker.answer(poll).get("error")) for _ in range(100))
+        # An op of no name is answered and charged (`{"op": []}` raised past the budget: a log line each, unanswered).
+        assert broker.answer(json.dumps({"op": []}).encode())["ok"] is False
     finally:
         broker.close()
     entries = [e for e in ws.audit.entries() if e.subject == "agent-1"]
     refused = [e.details["refused"] for e in entries if e.action == "broker.requests_refused"]
-    assert refused == [1, 14], refused  # the first at once, the rest as the broker closed
+    assert refused == [1, 15], refused  # the first at once, the rest (the op of no name too) as the broker closed
     edits = [e for e in entries if e.action == "hook.edit"]
     assert len(edits) == broker_module.REQUEST_BURST + 20
     assert max(len(json.dumps(e.details)) for e in edits) < 1000  # the path cut to 200 characters

@@ -877,3 +877,37 @@ def test_an_adr_superseded_itself_supersedes_no_decision_that_stands(tmp_path: P
     relation = supersession(context)
     assert relation.newer("repo:doc/adr/0001-decimal.md") == ""
     assert relation.newer("repo:doc/adr/0003-notes.md") == "ADR 0009 (not in the repository)"
+
+
+def test_a_commit_s_tree_closes_at_once_after_a_write_failed_mid_blob(tmp_path: Path) -> None:
+    """A full disk broke the export of a 50 MB blob mid-file: `git cat-file --batch` was left writing the rest into
+    a pipe no one read, and closing the tree waited on it for good (the review sat in `gating`)."""
+    import errno
+    import os
+    import threading
+
+    from loomtui.knowledge.trees import GitTree
+
+    (tmp_path / "big.bin").write_bytes(os.urandom(8 << 20))
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "big")
+    tree = GitTree(tmp_path, "HEAD", "HEAD")
+    sha = tree.listing()["big.bin"]
+
+    class Full:
+        def write(self, chunk: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def export() -> None:
+        try:
+            tree.copy_blob(sha, Full())  # type: ignore[arg-type]
+        except OSError:
+            pass
+        finally:
+            tree.close()
+
+    closing = threading.Thread(target=export, daemon=True)
+    closing.start()
+    closing.join(30)
+    assert not closing.is_alive()

@@ -20,6 +20,7 @@ marked stale, until it parses again.
 from __future__ import annotations
 
 import dataclasses
+import os
 import posixpath
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,6 +35,7 @@ from loomtui.coordination.index_parse import gc_paused, parse_many
 from loomtui.coordination.index_resolve import EDGE_KIND_ORDER, EdgeRow, _Resolver, interface_changes
 from loomtui.coordination.regions import FileFacts, FileShape, region_id
 from loomtui.errors import shown
+from loomtui.files import open_regular
 from loomtui.globs import name_problem
 from loomtui.store.index_db import EdgeTuple, FileRow, IndexDB, RegionTuple
 
@@ -181,8 +183,9 @@ class Sync:
                 continue
             data = source.data
             if data is None:  # known by stat, its facts gone from the cache: read it now
-                try:
-                    data = (self.root / path).read_bytes()
+                try:  # as looked at: an agent's FIFO in its place hung the reader (`open_regular`)
+                    with open_regular(self.root / path, os.path.realpath(self.root)) as handle:
+                        data = handle.read()
                 except OSError:
                     data = b""
             wanted[source.blob] = data

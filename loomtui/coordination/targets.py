@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError, shown
+from loomtui.files import open_regular
 from loomtui.globs import glob_problem, glob_spec, name_problem
 
 _LINE_RANGE = re.compile(r"^(?P<path>.+):(?P<start>\d+)(?:-(?P<end>\d+))?$")
@@ -157,7 +158,8 @@ class TargetResolver:
             return len(self._source_lines(path))
         count, last = 0, b"\n"
         try:
-            with open(self.index.root / path, "rb") as handle:
+            # As looked at: a FIFO an agent swapped in after the index's look hung its broker for good (`open`).
+            with open_regular(self.index.root / path, os.path.realpath(self.index.root)) as handle:
                 while chunk := handle.read(1 << 20):
                     count += chunk.count(b"\n")
                     last = chunk[-1:]
@@ -168,8 +170,8 @@ class TargetResolver:
     def _source_lines(self, path: str) -> list[str]:
         """A parsed file's lines, split as Python counts them (\\n, \\r\\n or \\r); [] if unreadable."""
         try:
-            with open(self.index.root / path, encoding="utf-8", errors="replace", newline=None) as handle:
-                text = handle.read()
+            with open_regular(self.index.root / path, os.path.realpath(self.index.root)) as handle:
+                text = handle.read().decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
         except OSError:
             return []
         lines = text.split("\n")

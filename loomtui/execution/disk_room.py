@@ -95,23 +95,26 @@ def allocated_since(roots: Iterable[Path], since: float, most: int = ALLOCATED_W
         folders = [root]
         while folders and seen < most:
             try:
-                entries = list(os.scandir(folders.pop()))
+                entries = os.scandir(folders.pop())
             except OSError:
                 continue
-            for entry in entries:
-                seen += 1
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if info.st_dev != device:  # another mount: not this disk's room
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    folders.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False) and info.st_ctime >= since and \
-                        (info.st_dev, info.st_ino) not in counted:
-                    counted.add((info.st_dev, info.st_ino))
-                    total += info.st_blocks * 512
+            with entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > most:  # within a folder too: a million files in one were read at once (1 GB)
+                        break
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if info.st_dev != device:  # another mount: not this disk's room
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False) and info.st_ctime >= since and \
+                            (info.st_dev, info.st_ino) not in counted:
+                        counted.add((info.st_dev, info.st_ino))
+                        total += info.st_blocks * 512
     return total
 
 

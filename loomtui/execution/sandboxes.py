@@ -335,10 +335,10 @@ def _run_from_worktree(workspace: Workspace, launch: LaunchSpec, base: str, base
 
 
 REPO_ROOT_KEY: Final = "repo_root"
-GIVEN_ENV_KEY: Final = "given_env"
-"""The names of the variables its agent would have been given, started as it was made (`given_env_names`)."""
 """The repository's own checkout the sandbox was stated from: where loomtui run in its worktree acts from (git
 cannot say it of a clone whose git dir is kept apart)."""
+GIVEN_ENV_KEY: Final = "given_env"
+"""The names of the variables its agent would have been given, started as it was made (`given_env_names`)."""
 
 
 def plan_sandbox(

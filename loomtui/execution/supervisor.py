@@ -483,7 +483,10 @@ class Supervisor:
             written = written_bytes(pid for pid, _ in group_members(self.agent_pid)) if self.agent_pid > 1 else 0
         measured, held = self.allocated
         if self.agent_started and time.monotonic() >= measured + ALLOCATED_CHECK_S:
-            held = disk_room.allocated_since((self.paths.worktree, self.paths.dir), self.agent_started)
+            # Every place it may write (its worktree's git admin dir too, bound writable: filled there, unblamed).
+            git_dir = self.record.data.get("git_dir")
+            places = (self.paths.worktree, self.paths.dir, *([Path(str(git_dir))] if git_dir else []))
+            held = disk_room.allocated_since(places, self.agent_started)
             self.allocated = (time.monotonic(), held)
         return max(written, held)
 

@@ -292,7 +292,8 @@ class Broker:
             request = json.loads(line)
         except (ValueError, RecursionError):  # not JSON, a number of 5,000 digits, `[` nested 100,000 deep
             return {"ok": False, "error": "a request is one line of JSON"}
-        if not (isinstance(request, dict) and request.get("op") in UNCHARGED):
+        op = request.get("op") if isinstance(request, dict) else None
+        if not (isinstance(op, str) and op in UNCHARGED):  # `{"op": []}` raised past the budget, unanswered
             with self._budget_lock:
                 admitted, to_say = self.budget.admit(), self.budget.to_say()
             if to_say:

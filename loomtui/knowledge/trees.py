@@ -202,5 +202,8 @@ class GitTree:
         if self._batch is not None:
             assert self._batch.stdin is not None
             self._batch.stdin.close()
+            # Ended, not waited for: one left writing a blob no one reads (a full disk broke the export mid-file)
+            # never ends, and the review waited on it in `gating` for good.
+            self._batch.kill()
             self._batch.wait()
             self._batch = None

@@ -131,9 +131,9 @@ def _is_agent_settings(rel: PurePosixPath) -> bool:
 
 
 NAME_MAX: Final = 255
+"""The longest name of one file or folder, in bytes (Linux's filesystems)."""
 MAX_SAID_PATH: Final = 200
 """A path an agent gave, as audited and answered: cut to this many characters."""
-"""The longest name of one file or folder, in bytes (Linux's filesystems)."""
 
 
 class HookGate:
