@@ -112,7 +112,7 @@ def test_no_sql_or_sqlite_outside_store() -> None:
 
 LAYERS = (
     ("store", "audit", "auditanchor", "auditrestore", "config", "errors", "files", "gitcmd", "globs", "identity", "interrupts",
-     "json_text", "limit_values", "repo", "resources", "runtime_config", "sample", "starter", "workspace", "yamlcheck",
+     "json_text", "limit_values", "rates", "repo", "resources", "runtime_config", "sample", "starter", "workspace", "yamlcheck",
      "__init__", "__main__"),
     ("coordination",),
     ("knowledge",),

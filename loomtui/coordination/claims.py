@@ -340,10 +340,11 @@ class Coordinator:
         found_claims = {c.id: c for c in find(self._candidates(covering, near))}
         # And what is nested in them by name alone: a function another sandbox added on its branch is in no index
         # here, so a claim on its file (or class) was granted over it (the review then flagged the holder's change).
-        # Files and classes: a function holding another sandbox's new nested one is left to the review.
-        containers = [rid for rid in region_ids
-                      if (known := self.index.regions.get(rid)) is None or known.kind in ("module", "class")]
-        if lookup is None and containers:  # the whole picture (`conflicts`) finds such a pair from the nested side
+        # Files and classes: a function holding another sandbox's new nested one is left to the review. The whole
+        # picture (`conflicts`, a `lookup` given) finds such a pair from the nested claim's side.
+        containers = [rid for rid in region_ids if lookup is None and (
+            (known := self.index.regions.get(rid)) is None or known.kind in ("module", "class"))]
+        if containers:
             found_claims.update((c.id, c) for c in self.store.live_claims_under(containers))
         others = [c for c in found_claims.values() if c.sandbox_id != sandbox_id]
         changed = set(signature_changed)

@@ -16,6 +16,7 @@ from typing import Any, Final
 from loomtui.errors import abridged
 from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_CODEX_JSON, OUTPUT_SCRIPT_AGENT
 from loomtui.json_text import parse_json
+from loomtui.rates import TokenBucket
 
 Activity = dict[str, Any]
 SUMMARY_CHARS = 160
@@ -47,9 +48,7 @@ class ActivityBudget:
     closing reports are kept, up to MAX_RESULTS (its tokens and cost are read from the last, kept or not)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.tokens = float(ACTIVITY_BURST)
-        self.at = clock()
+        self.rate = TokenBucket(ACTIVITY_BURST, ACTIVITY_RATE, clock)
         self.kept = 0
         self.dropped = 0
         self.results = 0
@@ -62,11 +61,7 @@ class ActivityBudget:
                 return True
             self.dropped += 1
             return False
-        now = self.clock()
-        self.tokens = min(float(ACTIVITY_BURST), self.tokens + (now - self.at) * ACTIVITY_RATE)
-        self.at = now
-        if self.tokens >= 1 and self.kept < MAX_ACTIVITIES:
-            self.tokens -= 1
+        if self.kept < MAX_ACTIVITIES and self.rate.take():
             self.kept += 1
             return True
         self.dropped += 1

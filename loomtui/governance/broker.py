@@ -45,6 +45,7 @@ from loomtui.governance.hooks.client import (
     BrokerError,
     addressable,
 )
+from loomtui.rates import TokenBucket
 from loomtui.repo import find_repo
 from loomtui.workspace import Workspace, open_workspace
 
@@ -83,17 +84,12 @@ class RequestBudget:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.tokens = float(REQUEST_BURST)
-        self.at = clock()
+        self.rate = TokenBucket(REQUEST_BURST, REQUEST_RATE, clock)
         self.refused = 0  # since the last entry said them
         self.said_at = float("-inf")
 
     def admit(self) -> bool:
-        now = self.clock()
-        self.tokens = min(float(REQUEST_BURST), self.tokens + (now - self.at) * REQUEST_RATE)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.rate.take():
             return True
         self.refused += 1
         return False
@@ -298,8 +294,7 @@ class Broker:
                 admitted, to_say = self.budget.admit(), self.budget.to_say()
             if to_say:
                 with contextlib.suppress(Exception):  # the store down a moment: said at the next minute instead
-                    self._worker.submit(self.gate.workspace.record, "broker.requests_refused", self.gate.sandbox_id,
-                                        {"refused": to_say, "rate": REQUEST_RATE, "burst": REQUEST_BURST}).result()
+                    self._say_refused(to_say)
             if not admitted:
                 return {"ok": False, "error": f"too many requests: at most {REQUEST_RATE:g} a second after a burst "
                                               f"of {REQUEST_BURST}; slow down (each is audited)"}
@@ -312,6 +307,11 @@ class Broker:
             print(f"broker: {request.get('op') if isinstance(request, dict) else '?'} failed: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             return {"ok": False, "error": f"internal error in the broker: {type(exc).__name__}"}
+
+    def _say_refused(self, count: int) -> None:
+        """The audit entry counting the requests the budget refused (on the worker, as every entry it writes)."""
+        self._worker.submit(self.gate.workspace.record, "broker.requests_refused", self.gate.sandbox_id,
+                            {"refused": count, "rate": REQUEST_RATE, "burst": REQUEST_BURST}).result()
 
     def commits_landed(self, old: str, new: str) -> None:
         """The sandbox's branch moved from `old` to `new`: hold what those commits changed (on the worker,
@@ -345,9 +345,7 @@ class Broker:
             self._worker.submit(self.gate.release_unconfirmed, everything=True).result()
             self._worker.submit(self.gate.release_unchanged).result()
             if self.budget.refused:  # refused since the last minute's entry: said before the broker goes
-                self._worker.submit(self.gate.workspace.record, "broker.requests_refused", self.gate.sandbox_id,
-                                    {"refused": self.budget.refused, "rate": REQUEST_RATE,
-                                     "burst": REQUEST_BURST}).result()
+                self._say_refused(self.budget.refused)
         except Exception as exc:  # noqa: BLE001 - closing must finish; the leases still run out
             print(f"broker: releasing unconfirmed claims failed: {type(exc).__name__}: {exc}",
                   file=sys.stderr, flush=True)

@@ -29,6 +29,8 @@ _COMPILED: Final = (".pyc", ".pyo", ".so", ".pyd")
 _HIDDEN_BREAK: Final = re.compile(rb"\r(?!\n)|\f")
 _BINARY_PROBE: Final = 8000
 """Git calls a file binary when a NUL is among its first this many bytes (and its diff shows none of it)."""
+_TEXT_WITH_NUL: Final = "{path} is text with a NUL byte in it, which git shows as a binary file: none of it is in " \
+    "the diff"
 _NOT_TEXT: Final = re.compile(rb"[\x01-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 """Control bytes no text file holds (tab, line breaks, form feed and escape aside)."""
 
@@ -85,15 +87,13 @@ def unusual_entries(root: Path, base: str, head: str) -> tuple[str, ...]:
     for path, sha in python:
         if sizes.get(sha, 0) > MAX_BLOB_READ:
             if _text_with_nul(_blob_start(git, sha)):  # as git judges it: from its first 8,000 bytes
-                found.append(f"{path} is text with a NUL byte in it, which git shows as a binary file: none of it "
-                             "is in the diff")
+                found.append(_TEXT_WITH_NUL.format(path=path))
             if path.endswith((".py", ".pyw", ".pyi")):
                 found.append(f"{path} is {sizes[sha]:,} bytes of Python, its declared encoding not read")
             continue
         opening, hidden_break, text_with_nul = blobs.get(sha, _Head())
         if text_with_nul:  # `# notes\0` then `curl ... | sh`: "Binary files differ" to a lead, run by bash
-            found.append(f"{path} is text with a NUL byte in it, which git shows as a binary file: none of it "
-                         "is in the diff")
+            found.append(_TEXT_WITH_NUL.format(path=path))
         first, second = (opening.split(b"\n", 2) + [b"", b""])[:2]
         if not path.endswith((".py", ".pyw", ".pyi")) and not (first.startswith(b"#!") and b"python" in first):
             continue  # not Python
